@@ -20,8 +20,17 @@ JOBS="${GO_BUILD_JOBS:-2}"
 log() { echo "build-controlplane: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-command -v go >/dev/null \
-    || die "the Go toolchain is missing: install Go 1.26 or newer (https://go.dev/dl) and retry"
+mkdir -p "$CACHE_ROOT"
+
+# One build at a time per cache: a second caller (another test binary, say) waits for the first
+# and then finds the binaries ready.
+if command -v flock >/dev/null; then
+    exec 8>"$CACHE_ROOT/.lock"
+    if ! flock -n 8; then
+        log "another build of the control plane is running; waiting for it"
+        flock 8
+    fi
+fi
 
 # A build is written to a temporary directory and renamed into place, so an interrupted build
 # never leaves a half-written binary in the cache.
@@ -31,6 +40,8 @@ build_component() {
     if [[ -f "$dir/.complete" ]]; then
         return
     fi
+    command -v go >/dev/null \
+        || die "$name is not built yet and the Go toolchain is missing: install Go 1.26 or newer (https://go.dev/dl) and retry"
     log "building $name (cold build; cached afterwards in $dir)"
     local start=$SECONDS
     rm -rf "$dir.tmp"
