@@ -11,7 +11,6 @@ use authkeyring::crd::AuthKeyRing;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use support::operator::Operator;
 use support::{TestNamespace, namespace, wait_for};
@@ -93,17 +92,17 @@ async fn request_rotation(ns: &TestNamespace, name: &str) -> String {
 }
 
 async fn idle_after(ns: &TestNamespace, name: &str, request: &str, timeout: Duration) {
-    wait_for(timeout, || async {
+    let done = wait_for(timeout, || async {
         let st = status(ns, name).await;
         st.phase.as_deref() == Some("Idle") && st.last_rotate_request.as_deref() == Some(request)
     })
-    .await
-    .unwrap_or_else(|e| {
+    .await;
+    if let Err(e) = done {
         panic!(
             "{name} never finished rotating: {e}; status {:?}",
             status(ns, name).await
-        )
-    });
+        );
+    }
 }
 
 async fn replica_sets(ns: &TestNamespace, app: &str) -> usize {
@@ -322,17 +321,17 @@ async fn stateful_set_and_daemon_set_consumers_are_rolled_and_three_consumers_re
     )
     .await;
 
-    wait_for(SETTLE, || async {
+    let up = wait_for(SETTLE, || async {
         let st = status(&ns, "jwt").await;
         st.consumers.len() == 3 && st.consumers.iter().all(|c| c.up_to_date)
     })
-    .await
-    .unwrap_or_else(|e| {
+    .await;
+    if let Err(e) = up {
         panic!(
             "three consumers up to date: {e}; {:?}",
             status(&ns, "jwt").await.consumers
-        )
-    });
+        );
+    }
 
     let started = Instant::now();
     let request = request_rotation(&ns, "jwt").await;
