@@ -28,11 +28,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::crd::{
     AuthKeyRing, KEYRING_LABEL, MANAGER, REVOKE_ANNOTATION, ROTATE_ANNOTATION, RolloutStrategy,
 };
-use crate::keys::{self, KeyError};
+use crate::keys;
 use crate::plan::{self, Plan, PlanError, Policy, Requests, Rollout};
 use consumers::{Consumer, Consumers, Progress};
 use metrics::{ErrorLabels, KeyRingLabels, Metrics, ReconcileLabels, ReconcileResult};
-use secret::Damage;
 
 /// What a reconcile can fail on. Messages name the object and never carry key material.
 #[derive(Debug, thiserror::Error)]
@@ -45,15 +44,7 @@ pub enum Error {
         namespace: String,
         name: String,
         #[source]
-        source: kube::Error,
-    },
-    /// Generating or loading key material failed.
-    #[error("key ring {namespace}/{name}: {source}")]
-    Key {
-        namespace: String,
-        name: String,
-        #[source]
-        source: KeyError,
+        source: Box<kube::Error>,
     },
     /// The rotation plan refused the ring.
     #[error("key ring {namespace}/{name}: {source}")]
@@ -70,7 +61,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { .. } => "kube",
-            Error::Key { .. } => "key",
             Error::Plan { .. } => "plan",
         }
     }
@@ -270,8 +260,8 @@ impl Reconciler<'_> {
         let ring = loaded.ring;
         if let Some(damage) = &loaded.damage {
             let note = damage.describe(&secret_name);
-            warn!(secret = %secret_name, damage = ?damage_kind(damage), "managed Secret was changed outside the operator");
-            self.event(EventType::Warning, "SecretModified", "Repair", note)
+            warn!(secret = %secret_name, damage = damage.reason(), "managed Secret was changed outside the operator");
+            self.event(EventType::Warning, damage.reason(), "Repair", note)
                 .await;
         }
         // Where the consumers stand with the ring as it is now.
@@ -296,11 +286,9 @@ impl Reconciler<'_> {
                 .unwrap_or_default(),
         };
         let policy = policy(akr);
+        let rsa_bits = akr.spec.rsa_key_bits.unwrap_or(2048);
         let plan = plan::plan(&policy, &ring, &requests, &rollout, now, &mut |alg| {
-            self.generate(alg).map_err(|e| match e {
-                Error::Key { source, .. } => source,
-                _ => KeyError::Generate(alg),
-            })
+            keys::generate(alg, rsa_bits)
         })
         .map_err(|source| Error::Plan {
             namespace: self.namespace.clone(),
@@ -378,14 +366,6 @@ impl Reconciler<'_> {
         self.observe(&plan, &consumers, now, stall.is_some());
 
         Ok(self.requeue(&plan, &consumers, &revision, now))
-    }
-
-    fn generate(&self, algorithm: keys::Algorithm) -> Result<keys::SigningKey, Error> {
-        keys::generate(algorithm, self.akr.spec.rsa_key_bits.unwrap_or(2048)).map_err(|source| Error::Key {
-            namespace: self.namespace.clone(),
-            name: self.akr.name_any(),
-            source,
-        })
     }
 
     async fn consumers(&self) -> Result<Vec<Consumer>, Error> {
@@ -583,16 +563,8 @@ impl Reconciler<'_> {
             kind,
             namespace: self.namespace.clone(),
             name: name.to_owned(),
-            source,
+            source: Box::new(source),
         }
-    }
-}
-
-fn damage_kind(damage: &Damage) -> &'static str {
-    match damage {
-        Damage::SecretDeleted => "deleted",
-        Damage::FieldsEdited(_) => "edited",
-        Damage::BookkeepingLost { .. } => "bookkeeping-lost",
     }
 }
 

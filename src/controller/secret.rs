@@ -127,6 +127,16 @@ pub enum Damage {
 }
 
 impl Damage {
+    /// The Event reason; distinct per kind, so that the Event recorder does not fold a deletion
+    /// into an earlier edit.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Damage::SecretDeleted => "SecretDeleted",
+            Damage::FieldsEdited(_) => "SecretEdited",
+            Damage::BookkeepingLost { .. } => "KeyRingRecovered",
+        }
+    }
+
     /// A one-line account for a Warning Event and the Degraded condition; never key material.
     pub fn describe(&self, secret: &str) -> String {
         match self {
