@@ -108,8 +108,12 @@ impl KeyRing {
 
     /// The public JWK Set: like [`KeyRing::jwks`] without symmetric keys, safe for a ConfigMap.
     pub fn public_jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> =
-            self.keys.iter().filter(|k| !k.algorithm.is_hmac()).map(|k| k.jwk.clone()).collect();
+        let keys: Vec<_> = self
+            .keys
+            .iter()
+            .filter(|k| !k.algorithm.is_hmac())
+            .map(|k| k.jwk.clone())
+            .collect();
         serde_json::json!({ "keys": keys })
     }
 
