@@ -111,6 +111,9 @@ pub struct OperatorArgs {
     /// Take a Lease before reconciling, so that only one replica acts at a time.
     #[arg(long, env = "LEADER_ELECT")]
     pub leader_elect: bool,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "authkeyring-operator")]
+    pub lease_name: String,
     /// Namespace of the leader-election Lease (default: the operator's own namespace).
     #[arg(long, env = "LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
@@ -118,9 +121,6 @@ pub struct OperatorArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
-
-/// Name of the leader-election Lease.
-const LEASE_NAME: &str = "authkeyring-operator";
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
@@ -408,7 +408,7 @@ async fn operator(cluster: &ClusterArgs, args: OperatorArgs) -> anyhow::Result<(
     let mut lease_task = None;
     if args.leader_elect {
         let ns = args.lease_namespace.clone().unwrap_or(own_namespace);
-        let leader = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
+        let leader = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&ns)
             .with_identity(&identity)
             .with_duration(15)
@@ -419,7 +419,7 @@ async fn operator(cluster: &ClusterArgs, args: OperatorArgs) -> anyhow::Result<(
             .context("setting up leader election")?;
         let (mut is_leader, task) = leader.watch().await;
         lease_task = Some(task);
-        info!(lease = LEASE_NAME, namespace = %ns, identity = %identity, "waiting for leadership");
+        info!(lease = %args.lease_name, namespace = %ns, identity = %identity, "waiting for leadership");
         let mut waiting_stop = stop.clone();
         while !*is_leader.borrow_and_update() {
             tokio::select! {

@@ -10,8 +10,8 @@ use authkeyring::crd::AuthKeyRing;
 use authkeyring::keys::{self, Algorithm};
 use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use support::operator::Operator;
 use support::{TestNamespace, namespace, wait_for};
@@ -52,16 +52,14 @@ async fn secret(ns: &TestNamespace, name: &str) -> Option<Secret> {
 
 /// Waits until the Secret exists with a signing key, and returns it.
 async fn issued(ns: &TestNamespace, name: &str) -> Secret {
-    let mut found = None;
     wait_for(SETTLE, || async {
-        found = secret(ns, name)
+        secret(ns, name)
             .await
-            .filter(|s| field(s, "jwt-signing-kid").is_some());
-        found.is_some()
+            .is_some_and(|s| field(&s, "jwt-signing-kid").is_some())
     })
     .await
     .unwrap_or_else(|e| panic!("Secret {name} never held a signing key: {e}"));
-    found.unwrap()
+    secret(ns, name).await.unwrap()
 }
 
 fn jwks_kids(secret: &Secret) -> Vec<String> {
@@ -418,8 +416,12 @@ async fn a_secret_deleted_or_edited_by_hand_is_repaired_and_reported() {
         .await
         .unwrap();
     assert!(
-        events.contains("SecretModified"),
-        "a Warning Event says what happened"
+        events.contains("SecretEdited"),
+        "a Warning Event says the Secret was edited"
+    );
+    assert!(
+        events.contains("SecretDeleted"),
+        "a Warning Event says the Secret was deleted"
     );
     assert!(events.contains("was deleted"), "the Event names the deletion");
 }
@@ -616,5 +618,39 @@ async fn an_idle_ring_makes_no_api_writes() {
     assert_eq!(
         ns.api::<Secret>().get("jwt").await.unwrap().resource_version(),
         version
+    );
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_the_other_takes_over_when_it_dies() {
+    let ns = namespace("leader").await;
+    let lease = format!(
+        "--lease-name=test-{} --leader-elect --lease-namespace={}",
+        ns.name(),
+        support::operator::SYSTEM_NAMESPACE
+    );
+    let args: Vec<&str> = lease.split(' ').collect();
+    let first = Operator::start_with(ns.name(), &args, true).await;
+    let second = Operator::start_with(ns.name(), &args, false).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(first.ready().await, "the first replica leads");
+    assert!(!second.ready().await, "the second replica waits");
+
+    create(&ns, &ring("jwt", json!({"rotation": {"publishAhead": "1s"}}))).await;
+    let kid = field(&issued(&ns, "jwt").await, "jwt-signing-kid").unwrap();
+    first.kill().await;
+
+    wait_for(Duration::from_secs(40), || async { second.ready().await })
+        .await
+        .expect("the second replica takes the Lease once the leader is gone");
+    let out = cli(&ns, &["rotate", "jwt", "--wait", "--timeout", "60s"]).await;
+    assert!(
+        out.status.success(),
+        "the new leader rotates: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(
+        field(&secret(&ns, "jwt").await.unwrap(), "jwt-signing-kid").unwrap(),
+        kid
     );
 }

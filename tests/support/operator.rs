@@ -90,6 +90,12 @@ pub struct Operator {
 impl Operator {
     /// Starts an operator that watches only `namespace`, as the chart's ServiceAccount.
     pub async fn start(namespace: &str) -> Operator {
+        Operator::start_with(namespace, &[], true).await
+    }
+
+    /// Like [`Operator::start`] with extra arguments; waits for `/readyz` when `wait_ready`, else
+    /// only for `/healthz` (a replica waiting for leadership is alive but not ready).
+    pub async fn start_with(namespace: &str, extra: &[&str], wait_ready: bool) -> Operator {
         let kubeconfig = install().await;
         let port = free_port();
         let log = state_dir().join(format!(
@@ -99,7 +105,7 @@ impl Operator {
         let file = std::fs::File::create(&log).expect("operator log file");
         // The shell wrapper ends the operator when this test process ends, however it ends.
         let script = r#"
-            "$AKR_BIN" operator --watch-namespace "$AKR_NS" --metrics-addr "127.0.0.1:$AKR_PORT" &
+            "$AKR_BIN" operator --watch-namespace "$AKR_NS" --metrics-addr "127.0.0.1:$AKR_PORT" $AKR_EXTRA &
             child=$!
             trap 'kill $child 2>/dev/null; exit 0' TERM INT
             while kill -0 "$AKR_OWNER" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done
@@ -110,6 +116,7 @@ impl Operator {
             .args(["-c", script])
             .env("AKR_BIN", env!("CARGO_BIN_EXE_authkeyring"))
             .env("AKR_NS", namespace)
+            .env("AKR_EXTRA", extra.join(" "))
             .env("AKR_PORT", port.to_string())
             .env("AKR_OWNER", std::process::id().to_string())
             .env("KUBECONFIG", kubeconfig)
@@ -129,7 +136,7 @@ impl Operator {
             .spawn()
             .expect("starting the operator");
         let metrics = format!("http://127.0.0.1:{port}");
-        let ready = format!("{metrics}/readyz");
+        let ready = format!("{metrics}/{}", if wait_ready { "readyz" } else { "healthz" });
         wait_for(Duration::from_secs(30), || async {
             reqwest::get(&ready).await.is_ok_and(|r| r.status().is_success())
         })
@@ -171,6 +178,12 @@ impl Operator {
             .filter(|l| l.starts_with(name) && l.contains(label_filter))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// Whether the operator reports ready (under leader election: whether it leads).
+    pub async fn ready(&self) -> bool {
+        let url = format!("{}/readyz", self.metrics);
+        reqwest::get(&url).await.is_ok_and(|r| r.status().is_success())
     }
 
     pub fn namespace(&self) -> &str {
