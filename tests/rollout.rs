@@ -422,3 +422,48 @@ async fn an_operator_killed_mid_publishing_resumes_without_a_second_rollout() {
     let kids = jwks_kids(&ns, "jwt").await;
     assert_eq!(kids.len(), 2, "Active and Retiring");
 }
+
+#[tokio::test]
+async fn explicit_targets_replace_discovery_and_immediate_rolls_once_per_rotation() {
+    let ns = namespace("targets").await;
+    let _operator = Operator::start(ns.name()).await;
+    // `listed` reads nothing from the ring but is targeted; `reader` reads the Secret but is not.
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &seed_deployment("listed", json!([])))
+        .await
+        .unwrap();
+    ns.api::<Deployment>()
+        .create(
+            &PostParams::default(),
+            &seed_deployment("reader", secret_env("jwt", "jwks.json")),
+        )
+        .await
+        .unwrap();
+    create_ring(
+        &ns,
+        "jwt",
+        json!({"rollout": {"strategy": "Immediate", "targets": [{"kind": "Deployment", "name": "listed"}]}}),
+    )
+    .await;
+    wait_for(SETTLE, || async {
+        let st = status(&ns, "jwt").await;
+        st.consumers.len() == 1 && st.consumers[0].up_to_date
+    })
+    .await
+    .expect("only the listed Deployment is a consumer");
+    assert_eq!(status(&ns, "jwt").await.consumers[0].name, "listed");
+    assert_eq!(
+        deployment_revision(&ns, "reader", "jwt").await,
+        None,
+        "an unlisted reader is not rolled"
+    );
+
+    let rs_before = replica_sets(&ns, "listed").await;
+    let request = request_rotation(&ns, "jwt").await;
+    idle_after(&ns, "jwt", &request, SETTLE).await;
+    assert_eq!(
+        replica_sets(&ns, "listed").await - rs_before,
+        1,
+        "Immediate: one rollout per rotation"
+    );
+}
