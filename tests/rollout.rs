@@ -467,3 +467,55 @@ async fn explicit_targets_replace_discovery_and_immediate_rolls_once_per_rotatio
         "Immediate: one rollout per rotation"
     );
 }
+
+#[tokio::test]
+async fn a_retiring_key_that_expires_rolls_the_consumers_once_more() {
+    let ns = namespace("expiry").await;
+    let _operator = Operator::start(ns.name()).await;
+    ns.api::<Deployment>()
+        .create(
+            &PostParams::default(),
+            &seed_deployment("svc", secret_env("jwt", "jwks.json")),
+        )
+        .await
+        .unwrap();
+    create_ring(
+        &ns,
+        "jwt",
+        json!({"rotation": {"publishAhead": "1s"}, "verification": {"retainFor": "8s"}}),
+    )
+    .await;
+    wait_for(SETTLE, || async {
+        status(&ns, "jwt").await.consumers.iter().any(|c| c.up_to_date)
+    })
+    .await
+    .expect("up to date");
+    let rs_before = replica_sets(&ns, "svc").await;
+
+    let request = request_rotation(&ns, "jwt").await;
+    idle_after(&ns, "jwt", &request, SETTLE).await;
+    assert_eq!(
+        replica_sets(&ns, "svc").await - rs_before,
+        2,
+        "publish and promote"
+    );
+    assert_eq!(
+        jwks_kids(&ns, "jwt").await.len(),
+        2,
+        "the superseded key still verifies"
+    );
+
+    wait_for(SETTLE, || async { jwks_kids(&ns, "jwt").await.len() == 1 })
+        .await
+        .expect("the superseded key retires");
+    wait_for(SETTLE, || async {
+        status(&ns, "jwt").await.consumers.iter().all(|c| c.up_to_date)
+    })
+    .await
+    .expect("the consumer rolls onto the ring without the retired key");
+    assert_eq!(
+        replica_sets(&ns, "svc").await - rs_before,
+        3,
+        "one more rollout when the old key expires"
+    );
+}
