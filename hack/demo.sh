@@ -40,9 +40,16 @@ helm upgrade --install authkeyring charts/authkeyring -n authkeyring-system --cr
 step "running the operator as the chart's ServiceAccount (RBAC as granted by the chart)"
 TOKEN=$(kubectl create token authkeyring -n authkeyring-system --duration=2h)
 OPERATOR_KUBECONFIG=$DEMO/operator-kubeconfig
-kubectl config view --raw --minify --flatten >"$OPERATOR_KUBECONFIG"
-KUBECONFIG=$OPERATOR_KUBECONFIG kubectl config set-credentials "$(kubectl config view --minify -o jsonpath='{.contexts[0].context.user}')" \
-    --token="$TOKEN" --client-certificate= --client-key= >/dev/null
+SERVER=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+CA_DATA=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+cat >"$OPERATOR_KUBECONFIG" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "$SERVER", certificate-authority-data: "$CA_DATA"}}]
+users: [{name: authkeyring, user: {token: "$TOKEN"}}]
+contexts: [{name: authkeyring, context: {cluster: local, user: authkeyring, namespace: authkeyring-system}}]
+current-context: authkeyring
+KUBECONFIG
 KUBECONFIG=$OPERATOR_KUBECONFIG "$BIN/authkeyring" operator --metrics-addr 127.0.0.1:18080 >"$DEMO/operator.log" 2>&1 &
 PIDS+=($!)
 
@@ -75,7 +82,7 @@ PORT=18081 AUTH_KEYRING_DIR=$KEYDIR DATABASE_URL="sqlite://$ROOT/$DEMO/users.db?
 PIDS+=($!)
 for _ in $(seq 50); do curl -fs localhost:18081/readyz >/dev/null && break; sleep 0.2; done
 
-call() { curl -s -o /dev/stderr -w ' -> %{http_code}\n' -H "Authorization: Bearer $1" "localhost:18081/users/$2"; }
+call() { curl -s -w ' -> HTTP %{http_code}\n' -H "Authorization: Bearer $1" "localhost:18081/users/$2"; }
 
 OLD=$("$BIN/authkeyring" token user-service-jwt -n "$NS" --user-id 7)
 step "GET /users/7 as user 7"; call "$OLD" 7
@@ -90,5 +97,5 @@ NEW=$("$BIN/authkeyring" token user-service-jwt -n "$NS" --user-id 7 --admin)
 step "GET /users/8 with a token from the new key (admin)"; call "$NEW" 8
 step "GET /users/7 with the token from the superseded key, still verifying"; call "$OLD" 7
 kubectl get akr -n "$NS"
-kubectl get events -n "$NS" --field-selector involvedObject.kind=AuthKeyRing -o custom-columns=REASON:.reason,MESSAGE:.note --sort-by=.metadata.creationTimestamp 2>/dev/null \
+kubectl get events -n "$NS" --field-selector involvedObject.kind=AuthKeyRing -o custom-columns=REASON:.reason,MESSAGE:.message --sort-by=.metadata.creationTimestamp 2>/dev/null \
     || kubectl get events -n "$NS"

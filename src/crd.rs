@@ -82,6 +82,7 @@ pub struct AuthKeyRingSpec {
     /// Not allowed with other algorithms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self in [2048, 3072, 4096]").message("rsaKeyBits must be 2048, 3072 or 4096"))]
+    #[schemars(extend("format" = "int32"))]
     pub rsa_key_bits: Option<u32>,
 
     /// Name of the Secret holding the keys (default: the AuthKeyRing's name).
@@ -154,7 +155,7 @@ pub struct VerificationSpec {
     /// Most keys the ring holds at once, Next, Active and Retiring together: 3 to 20 (default 5).
     /// A rotation that would exceed it waits for the oldest Retiring key to expire.
     #[serde(default = "default_max_keys")]
-    #[schemars(range(min = 3, max = 20))]
+    #[schemars(range(min = 3, max = 20), extend("format" = "int32"))]
     pub max_keys: u32,
 }
 
@@ -234,6 +235,7 @@ pub struct AuthKeyRingStatus {
     pub signing_kid: Option<String>,
     /// Number of keys consumers must accept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
     pub key_count: Option<u32>,
     /// Every key consumers must accept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
