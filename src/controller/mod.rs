@@ -29,7 +29,7 @@ use crate::crd::{
     AuthKeyRing, KEYRING_LABEL, MANAGER, REVOKE_ANNOTATION, ROTATE_ANNOTATION, RolloutStrategy,
 };
 use crate::keys;
-use crate::plan::{self, Plan, PlanError, Policy, Requests, Rollout};
+use crate::plan::{self, KeyEvent, Plan, PlanError, Policy, Requests, Rollout};
 use consumers::{Consumer, Consumers, Progress};
 use metrics::{ErrorLabels, KeyRingLabels, Metrics, ReconcileLabels, ReconcileResult};
 
@@ -304,16 +304,21 @@ impl Reconciler<'_> {
             self.event(EventType::Normal, event.reason(), "Rotate", event.to_string())
                 .await;
         }
-        if let Some(trigger) = &plan.trigger {
-            info!(trigger = ?trigger, "rotation started");
-            self.ctx
-                .metrics
-                .rotations
-                .get_or_create(&metrics::RotationLabels {
-                    trigger: format!("{trigger:?}"),
-                    result: "started".to_owned(),
-                })
-                .inc();
+        for event in &plan.events {
+            let (trigger, result) = match event {
+                KeyEvent::RotationStarted { trigger } => (trigger.as_str(), "started"),
+                KeyEvent::RotationCompleted { .. } => {
+                    (plan.trigger.map_or("Unknown", |t| t.as_str()), "completed")
+                }
+                KeyEvent::Revoked { .. } => ("Revocation", "revoked"),
+                _ => continue,
+            };
+            info!(trigger, result, "rotation {result}");
+            let labels = metrics::RotationLabels {
+                trigger: trigger.to_owned(),
+                result: result.to_owned(),
+            };
+            self.ctx.metrics.rotations.get_or_create(&labels).inc();
         }
 
         // Roll every consumer that does not yet carry the new revision, in one write each.

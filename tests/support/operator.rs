@@ -132,7 +132,6 @@ impl Operator {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file handle"))
             .stderr(file)
-            .kill_on_drop(true)
             .spawn()
             .expect("starting the operator");
         let metrics = format!("http://127.0.0.1:{port}");
