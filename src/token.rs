@@ -24,10 +24,14 @@
 //!    7519 §4.1.3).
 //!
 //! Signatures are checked with aws-lc-rs directly against keys parsed once per key set, so a
-//! verification allocates nothing for a typical token.
+//! verification allocates nothing for a typical token. A key set also remembers the tokens it has
+//! verified (bounded), because clients present the same token for many requests and an ECDSA or
+//! EdDSA check costs tens of microseconds; the dates are checked again on every use.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{hmac, signature};
@@ -48,6 +52,9 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The clock skew tolerated on `exp`, `nbf` and `iat` unless configured otherwise, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
+/// How many verified tokens a key set remembers unless configured otherwise.
+pub const DEFAULT_MEMO_CAPACITY: usize = 10_000;
 
 /// Decoded segments up to this size stay on the stack.
 const STACK_SEGMENT: usize = 1024;
@@ -179,6 +186,49 @@ pub enum KeySetError {
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
     public_jwks: String,
+    memo: Memo,
+}
+
+/// The tokens this key set has already verified, by SHA-256 of the whole compact token, with the
+/// claims they decoded to. Only what does not depend on the time or the verifier's options is
+/// remembered: a hit still has its dates, issuer and audience checked. Living inside the key set,
+/// the memo is dropped with it, so a swapped-out key never verifies from memory.
+struct Memo {
+    capacity: usize,
+    verified: RwLock<HashMap<[u8; 32], Claims>>,
+}
+
+impl Memo {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            verified: RwLock::new(HashMap::new()),
+        }
+    }
+
+    fn digest(&self, token: &str) -> Option<[u8; 32]> {
+        (self.capacity > 0).then(|| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+        })
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<Claims> {
+        self.verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(digest)
+            .cloned()
+    }
+
+    fn put(&self, digest: [u8; 32], claims: &Claims) {
+        let mut verified = self.verified.write().unwrap_or_else(|e| e.into_inner());
+        // Bounded by starting over: tokens still in use are verified again once and come back.
+        if verified.len() >= self.capacity {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+    }
 }
 
 struct VerifyingKey {
@@ -287,7 +337,17 @@ impl KeySet {
 
     fn new(keys: Vec<VerifyingKey>, public: Vec<serde_json::Value>) -> Self {
         let public_jwks = serde_json::json!({ "keys": public }).to_string();
-        Self { keys, public_jwks }
+        Self {
+            keys,
+            public_jwks,
+            memo: Memo::new(DEFAULT_MEMO_CAPACITY),
+        }
+    }
+
+    /// Sets how many verified tokens this key set remembers; 0 verifies every token in full.
+    pub fn with_memo_capacity(mut self, capacity: usize) -> Self {
+        self.memo = Memo::new(capacity);
+        self
     }
 
     /// A set that verifies nothing, for a service still waiting for its first key set.
@@ -855,6 +915,26 @@ impl Verifier {
         if token.len() > self.options.max_token_bytes {
             return Err(TokenError::Oversized(self.options.max_token_bytes));
         }
+
+        let digest = keys.memo.digest(token);
+        let claims = match digest.and_then(|d| keys.memo.get(&d)) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.verify_signature(keys, token)?;
+                if let Some(digest) = digest {
+                    keys.memo.put(digest, &claims);
+                }
+                claims
+            }
+        };
+
+        self.check_claims(&claims, now)?;
+        Ok(claims)
+    }
+
+    /// Every rule that depends on the token and the key set alone: structure, header, signature
+    /// and the shape of the claims.
+    fn verify_signature(&self, keys: &KeySet, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -889,10 +969,7 @@ impl Verifier {
         let mut payload_buf = [0u8; STACK_SEGMENT];
         let mut payload_spill = Vec::new();
         let payload = decode_segment(payload_b64, &mut payload_buf, &mut payload_spill)?;
-        let claims: Claims =
-            serde_json::from_slice(payload).map_err(|e| TokenError::Claims(e.to_string()))?;
-        self.check_claims(&claims, now)?;
-        Ok(claims)
+        serde_json::from_slice(payload).map_err(|e| TokenError::Claims(e.to_string()))
     }
 
     fn check_claims(&self, claims: &Claims, now: i64) -> Result<(), TokenError> {

@@ -270,6 +270,12 @@ async fn users_update_their_own_profile_and_admins_any(db: Db) {
     let (server, database) = server_with(db, &key).await;
     let admin = format!("Bearer {}", key.sign(&claims(1, true)));
     let user3 = format!("Bearer {}", key.sign(&claims(3, false)));
+    let user3_token = key.sign(&claims(3, false));
+    assert_eq!(
+        server.get("/users/3", Some(&user3_token)).await,
+        (StatusCode::OK, user_json(3)),
+        "cached now"
+    );
     let patch = |auth: &str, id: i64, body: &str| {
         let (auth, body, path) = (auth.to_owned(), body.to_owned(), format!("/users/{id}"));
         let server = &server;
@@ -333,7 +339,6 @@ async fn users_update_their_own_profile_and_admins_any(db: Db) {
         StatusCode::NOT_FOUND
     );
 
-    let user3_token = key.sign(&claims(3, false));
     assert_eq!(
         server.get("/users/3", Some(&user3_token)).await.1["email"],
         "three@example.com"

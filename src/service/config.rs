@@ -11,7 +11,9 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::telemetry::LogFormat;
-use crate::token::{DEFAULT_LEEWAY_SECS, DEFAULT_MAX_TOKEN_BYTES, KeySet, KeySetError, VerifyOptions};
+use crate::token::{
+    DEFAULT_LEEWAY_SECS, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_MEMO_CAPACITY, KeySet, KeySetError, VerifyOptions,
+};
 
 /// The database used when `DATABASE_URL` is unset: a SQLite file in the working directory,
 /// created on first start.
@@ -69,6 +71,21 @@ pub struct Settings {
         default_value_t = 1.0
     )]
     pub auth_keyring_reload_interval: f64,
+
+    /// Seconds a read profile is served from memory; 0 turns the cache off. A profile changed
+    /// through another replica may be served as it was for this long.
+    #[arg(
+        long,
+        env = "USER_CACHE_TTL",
+        value_name = "USER_CACHE_TTL",
+        default_value_t = 1.0
+    )]
+    pub user_cache_ttl: f64,
+
+    /// Verified tokens remembered per key set, so that a token presented again skips the
+    /// signature check (its dates are still checked); 0 checks every signature.
+    #[arg(long, env = "TOKEN_CACHE_CAPACITY", value_name = "TOKEN_CACHE_CAPACITY", default_value_t = DEFAULT_MEMO_CAPACITY)]
+    pub token_cache_capacity: usize,
 
     /// When set, tokens must carry this `iss`.
     #[arg(long, env = "JWT_ISSUER", value_name = "JWT_ISSUER")]
@@ -146,6 +163,8 @@ pub struct Config {
     pub backend: Backend,
     pub database_max_connections: u32,
     pub demo_users: u32,
+    pub user_cache_ttl: Duration,
+    pub token_cache_capacity: usize,
     pub keys: KeySource,
     pub verify: VerifyOptions,
     /// Key sources that were set but lost to a higher-precedence one, for a startup warning.
@@ -183,6 +202,14 @@ impl Settings {
             }
         };
 
+        if !(0.0..=3600.0).contains(&self.user_cache_ttl) {
+            return Err(ConfigError::Invalid {
+                variable: "USER_CACHE_TTL",
+                reason: "expected 0 to 3600 seconds",
+            });
+        }
+        let user_cache_ttl = Duration::from_secs_f64(self.user_cache_ttl);
+
         let (keys, ignored_key_sources) = key_source(
             self.auth_keyring_dir,
             self.jwt_jwks.map(Zeroizing::new),
@@ -216,6 +243,8 @@ impl Settings {
             backend,
             database_max_connections,
             demo_users: self.demo_users,
+            user_cache_ttl,
+            token_cache_capacity: self.token_cache_capacity,
             keys,
             verify,
             ignored_key_sources,

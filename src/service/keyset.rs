@@ -76,14 +76,17 @@ pub enum Poll {
 /// Watches one `jwks.json` by content.
 pub struct DirReloader {
     path: PathBuf,
+    memo_capacity: usize,
     last_seen: Option<digest::Digest>,
     last_error_kind: Option<io::ErrorKind>,
 }
 
 impl DirReloader {
-    pub fn new(dir: &Path) -> Self {
+    /// Watches `dir/jwks.json`; each loaded key set remembers up to `memo_capacity` tokens.
+    pub fn new(dir: &Path, memo_capacity: usize) -> Self {
         Self {
             path: dir.join(JWKS_FILE),
+            memo_capacity,
             last_seen: None,
             last_error_kind: None,
         }
@@ -126,6 +129,7 @@ impl DirReloader {
 
         match KeySet::from_jwks(&content) {
             Ok(set) => {
+                let set = set.with_memo_capacity(self.memo_capacity);
                 let count = set.len();
                 keys.swap(set);
                 Poll::Reloaded(count)

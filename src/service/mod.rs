@@ -5,6 +5,7 @@
 //! [`keyset`]. Nothing a client sends can produce a 500, and no internal error text reaches a
 //! response.
 
+pub mod cache;
 pub mod config;
 pub mod keyset;
 pub mod metrics;
@@ -33,6 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use self::api::ApiError;
+use self::cache::UserCache;
 use self::config::{Config, KeySource};
 use self::keyset::{DirReloader, LiveKeys};
 use self::metrics::Metrics;
@@ -44,6 +46,9 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The largest request body accepted.
 const BODY_LIMIT: usize = 16 * 1024;
+
+/// The most profiles the read cache holds.
+const USER_CACHE_CAPACITY: usize = 100_000;
 
 /// How long `/readyz` waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -63,6 +68,7 @@ pub struct Shared {
     pub keys: Arc<LiveKeys>,
     pub verifier: Verifier,
     pub store: Store,
+    pub cache: UserCache,
     pub metrics: Arc<Metrics>,
 }
 
@@ -122,12 +128,13 @@ impl Service {
         let (stop_reloader, stop) = watch::channel(false);
         let (keys, reloader) = match config.keys {
             KeySource::Secret(set) | KeySource::Jwks(set) => {
+                let set = set.with_memo_capacity(config.token_cache_capacity);
                 tracing::info!(source, keys = set.len(), "key set loaded");
                 (Arc::new(LiveKeys::new(set)), None)
             }
             KeySource::Dir { dir, interval } => {
                 let keys = Arc::new(LiveKeys::new(KeySet::empty()));
-                let mut reloader = DirReloader::new(&dir);
+                let mut reloader = DirReloader::new(&dir, config.token_cache_capacity);
                 let first = reloader.poll(&keys);
                 keyset::report(&first, &keys, &metrics);
                 tracing::info!(path = %reloader.path().display(), ?interval, "watching the key ring directory");
@@ -138,10 +145,12 @@ impl Service {
         metrics.set_keys_loaded(keys.get().len());
 
         let verifier = Verifier::new(config.verify);
+        let cache = UserCache::new(config.user_cache_ttl, USER_CACHE_CAPACITY);
         let state = AppState(Arc::new(Shared {
             keys,
             verifier,
             store,
+            cache,
             metrics,
         }));
         Ok(Self {

@@ -26,13 +26,27 @@ pub async fn get_user(
     State(state): State<AppState>,
     id: Result<Path<String>, PathRejection>,
     Bearer(claims): Bearer,
-) -> Result<Json<User>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = user_id(id)?;
     let claims = claims?;
     authorize(&claims, id)?;
 
+    if let Some(body) = state.cache.get(id) {
+        return Ok(json_body(body));
+    }
+    let ticket = state.cache.ticket();
     let user = state.store.user(id).await?.ok_or(ApiError::NotFound)?;
-    Ok(Json(user))
+    let body = Bytes::from(serde_json::to_vec(&user).expect("a user serializes"));
+    state.cache.put(id, body.clone(), ticket);
+    Ok(json_body(body))
+}
+
+fn json_body(body: Bytes) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 /// `POST /users`: admins create a user from `{"username", "email"}`.
@@ -53,6 +67,7 @@ pub async fn create_user(
         .ok_or_else(|| ApiError::invalid("email", "email is required"))?;
 
     let user = state.store.create_user(&username, &email).await?;
+    state.cache.invalidate(user.id);
     tracing::info!(user.id = user.id, "user created");
     let location =
         HeaderValue::try_from(format!("/users/{}", user.id)).expect("a path of digits is a header value");
@@ -74,10 +89,12 @@ pub async fn update_user(
     let user = if fields.username.is_none() && fields.email.is_none() {
         state.store.user(id).await?
     } else {
-        state
+        let updated = state
             .store
             .update_user(id, fields.username.as_deref(), fields.email.as_deref())
-            .await?
+            .await;
+        state.cache.invalidate(id);
+        updated?
     };
     let user = user.ok_or(ApiError::NotFound)?;
     tracing::info!(user.id = user.id, "user updated");

@@ -537,6 +537,68 @@ fn fractional_dates_round_down_and_is_admin_defaults_to_false() {
     );
 }
 
+// === the memo of verified tokens ===
+
+#[test]
+fn a_remembered_token_still_has_its_dates_and_issuer_checked() {
+    let key = TestKey::generate("ES256", "k");
+    let set = set_of(&[&key]);
+    let token = key.sign(&claims_with(json!({ "iss": "https://issuer.example" })));
+
+    assert!(verify(&set, &token).is_ok());
+    assert!(verify(&set, &token).is_ok(), "served from memory");
+    assert_eq!(
+        Verifier::default().verify(&set, &token, now() + 3600),
+        Err(TokenError::Expired)
+    );
+    let strict = verifier(Some("https://other.example"), None);
+    assert_eq!(strict.verify(&set, &token, now()), Err(TokenError::Issuer));
+}
+
+#[test]
+fn a_token_is_remembered_only_by_the_key_set_that_verified_it() {
+    let key = TestKey::generate("EdDSA", "k");
+    let token = key.sign(&claims(7, false));
+    let before = set_of(&[&key]);
+    assert!(verify(&before, &token).is_ok());
+
+    let after = set_of(&[&TestKey::generate("EdDSA", "other")]);
+    assert_eq!(verify(&after, &token), Err(TokenError::UnknownKid));
+}
+
+#[test]
+fn a_token_that_failed_is_checked_again_in_full() {
+    let key = TestKey::generate("HS256", "k");
+    let set = set_of(&[&key]);
+    let early = key.sign(&claims_with(json!({ "nbf": now() + 600 })));
+    assert_eq!(verify(&set, &early), Err(TokenError::NotYetValid("nbf")));
+    assert!(Verifier::default().verify(&set, &early, now() + 600).is_ok());
+
+    let forged = format!("{}x", &early[..early.len() - 1]);
+    assert!(verify(&set, &forged).is_err());
+    assert!(verify(&set, &forged).is_err());
+}
+
+#[test]
+fn the_memo_is_bounded_and_can_be_turned_off() {
+    let key = TestKey::generate("HS256", "k");
+    for capacity in [0, 1, 2] {
+        let set = KeySet::from_jwks(jwks(&[&key]).as_bytes())
+            .unwrap()
+            .with_memo_capacity(capacity);
+        for round in 0..2 {
+            for user in 0..5 {
+                let token = key.sign(&claims(user, false));
+                assert_eq!(
+                    verify(&set, &token).map(|c| c.user_id),
+                    Ok(user),
+                    "{capacity} {round}"
+                );
+            }
+        }
+    }
+}
+
 // === the Authorization header ===
 
 #[test]

@@ -97,6 +97,8 @@ pub fn config(database: &Database, keys: KeySource) -> Config {
         backend: database.backend,
         database_max_connections: 4,
         demo_users: 0,
+        user_cache_ttl: Duration::from_secs(1),
+        token_cache_capacity: authkeyring::token::DEFAULT_MEMO_CAPACITY,
         keys,
         verify: VerifyOptions::default(),
         ignored_key_sources: Vec::new(),
