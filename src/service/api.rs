@@ -85,19 +85,32 @@ impl IntoResponse for ApiError {
                 Json(json!({ "error": message, "field": field })),
             )
                 .into_response(),
-            ApiError::Store(error @ StoreError::Unavailable(_)) => {
-                tracing::warn!(error = %error, cause = %source_text(&error), "request failed");
-                error_body(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
-            }
             ApiError::Store(error) => {
-                tracing::error!(error = %error, cause = %source_text(&error), "request failed");
-                error_body(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                let (status, message) = match error {
+                    StoreError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+                    _ => (StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
+                };
+                let mut response = error_body(status, message);
+                response.extensions_mut().insert(ServerFault(describe(&error)));
+                response
             }
         }
     }
 }
 
-/// The underlying cause of an error, for logs only.
-fn source_text(error: &dyn std::error::Error) -> String {
-    error.source().map(ToString::to_string).unwrap_or_default()
+/// Why a request failed on the service's side. Travels on the response to the request log line
+/// (which knows the request id) and is removed before the response is sent.
+#[derive(Clone, Debug)]
+pub struct ServerFault(pub String);
+
+/// An error and its causes, for logs only.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
