@@ -1,7 +1,7 @@
 //! Token verification for the user-service: the key set consumers trust, the rules a JWT must pass,
 //! and the typed claims it carries.
 //!
-//! Pure: no HTTP, no files, no clock reads except in [`Verifier::verify_now`]. The service hands in
+//! Pure: no HTTP, no files, no clock reads except in [`Verifier::verify_header_now`]. The service hands in
 //! the `Authorization` header bytes and the current key set and gets back [`Claims`] or a
 //! [`TokenError`] whose [`reason`](TokenError::reason) labels metrics and whose
 //! [`public_message`](TokenError::public_message) is the only text a client may see.
@@ -64,7 +64,8 @@ const MAX_SIGNATURE: usize = 512;
 
 // === errors ===
 
-/// Why a request carries no acceptable token. Never contains key material or token text.
+/// Why a request carries no acceptable token. Never contains key material; `Claims` may quote a
+/// claim value, so the `Display` text is for debug logs, never for responses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// No `Authorization` header, or an empty one.
@@ -505,8 +506,8 @@ fn parse_jwk(jwk: &Jwk) -> Result<(VerifyingKey, Option<serde_json::Value>), &'s
             let e = member(&jwk.e, "missing or malformed \"e\"")?;
             let n = strip_leading_zeros(&n);
             let e = strip_leading_zeros(&e);
-            if n.len() < 256 {
-                return Err("RSA modulus shorter than 2048 bits");
+            if !(256..=MAX_SIGNATURE).contains(&n.len()) {
+                return Err("RSA modulus outside 2048 to 4096 bits");
             }
             let parsed = signature::RsaPublicKeyComponents { n, e }
                 .to_parsed_public_key(rsa_parameters(algorithm))

@@ -736,16 +736,18 @@ fn unusable_key_sets_are_refused() {
 }
 
 #[test]
-fn short_rsa_moduli_are_refused() {
+fn rsa_moduli_outside_2048_to_4096_bits_are_refused() {
     let rsa = TestKey::generate("RS256", "r");
     let mut jwk = rsa.jwk();
     let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
-    jwk["n"] = json!(b64(&n[..128]));
-    let doc = json!({ "keys": [jwk] }).to_string();
-    assert!(matches!(
-        KeySet::from_jwks(doc.as_bytes()),
-        Err(KeySetError::Key { .. })
-    ));
+    for modulus in [n[..128].to_vec(), [n.as_slice(), n.as_slice(), &[1]].concat()] {
+        jwk["n"] = json!(b64(&modulus));
+        let doc = json!({ "keys": [jwk] }).to_string();
+        assert!(matches!(
+            KeySet::from_jwks(doc.as_bytes()),
+            Err(KeySetError::Key { .. })
+        ));
+    }
 }
 
 #[test]
