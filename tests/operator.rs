@@ -208,8 +208,13 @@ async fn rotate_promotes_a_new_key_and_the_old_one_verifies_until_retire_at() {
     assert_eq!(old.state, "Retiring");
     let writes = operator.metric("authkeyring_api_writes_total", "").await - writes_before;
     eprintln!("rotate request to Idle with the new key: {elapsed:?}; API writes: {writes}");
-    let completed = operator.metric("authkeyring_rotations_total", "result=\"completed\"").await;
-    assert_eq!(completed, 1.0, "the rotations metric counts the completed rotation");
+    let completed = operator
+        .metric("authkeyring_rotations_total", "result=\"completed\"")
+        .await;
+    assert_eq!(
+        completed, 1.0,
+        "the rotations metric counts the completed rotation"
+    );
 
     wait_for(Duration::from_secs(40), || async {
         secret(&ns, "jwt")
