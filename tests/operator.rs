@@ -141,18 +141,19 @@ async fn a_ring_of_every_algorithm_issues_a_key_that_verifies_against_its_jwks()
             Some("authkeyring")
         );
 
-        let config_map = ns
-            .api::<ConfigMap>()
-            .get_opt(&format!("{name}-jwks"))
-            .await
-            .unwrap();
+        let config_maps = ns.api::<ConfigMap>();
+        let cm_name = format!("{name}-jwks");
         if alg.is_hmac() {
+            let config_map = config_maps.get_opt(&cm_name).await.unwrap();
             assert!(config_map.is_none(), "{alg}: HMAC keys never go into a ConfigMap");
         } else {
-            let data = config_map
-                .expect("asymmetric rings publish a JWKS ConfigMap")
-                .data
-                .unwrap();
+            // The ConfigMap is written right after the Secret.
+            wait_for(SETTLE, || async {
+                config_maps.get_opt(&cm_name).await.unwrap().is_some()
+            })
+            .await
+            .expect("asymmetric rings publish a JWKS ConfigMap");
+            let data = config_maps.get(&cm_name).await.unwrap().data.unwrap();
             let public: Value = serde_json::from_str(&data["jwks.json"]).unwrap();
             for jwk in public["keys"].as_array().unwrap() {
                 for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
