@@ -35,4 +35,4 @@ step "helm lint charts/authkeyring"
 helm lint charts/authkeyring
 
 step "cargo test"
-cargo test --all-targets --locked "${@:2}"
+cargo test --all-targets --locked --no-fail-fast "${@:2}"
