@@ -66,8 +66,14 @@ pub enum Command {
     Revoke {
         /// Name of the AuthKeyRing.
         name: String,
-        /// Kid to revoke; repeat or separate with commas for several.
-        #[arg(long = "kid", required = true, value_delimiter = ',')]
+        /// Kid to revoke; repeat or separate with commas for several. Kids are base64url and may
+        /// start with `-`, which is taken as part of the value.
+        #[arg(
+            long = "kid",
+            required = true,
+            value_delimiter = ',',
+            allow_hyphen_values = true
+        )]
         kids: Vec<String>,
     },
     /// Show a key ring's keys, phase, consumers and conditions.
@@ -466,5 +472,46 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn a_kid_that_starts_with_a_dash_is_a_value_not_a_flag() {
+        let cli = Cli::try_parse_from([
+            "authkeyring",
+            "revoke",
+            "jwt",
+            "--kid",
+            "-RlgMD9QAMoZ",
+            "--kid",
+            "a,b",
+        ])
+        .expect("parses");
+        let Command::Revoke { kids, .. } = cli.command else {
+            panic!("revoke")
+        };
+        assert_eq!(kids, ["-RlgMD9QAMoZ", "a", "b"]);
+    }
+
+    #[test]
+    fn durations_are_go_durations() {
+        let cli =
+            Cli::try_parse_from(["authkeyring", "token", "jwt", "--user-id", "7", "--ttl", "1h30m"]).unwrap();
+        let Command::Token {
+            ttl, user_id, admin, ..
+        } = cli.command
+        else {
+            panic!("token")
+        };
+        assert_eq!((ttl.as_std().as_secs(), user_id, admin), (5400, 7, false));
+        assert!(
+            Cli::try_parse_from(["authkeyring", "token", "jwt", "--user-id", "7", "--ttl", "soon"]).is_err()
+        );
     }
 }
