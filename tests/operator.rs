@@ -244,8 +244,12 @@ async fn a_short_schedule_rotates_on_its_own() {
     )
     .await;
     let first = field(&issued(&ns, "jwt").await, "jwt-signing-kid").unwrap();
-    let st = status(&ns, "jwt").await;
-    assert!(st.next_rotation_time.is_some(), "status shows the next rotation");
+    // The status is written right after the Secret.
+    wait_for(SETTLE, || async {
+        status(&ns, "jwt").await.next_rotation_time.is_some()
+    })
+    .await
+    .expect("status shows the next rotation");
 
     wait_for(Duration::from_secs(45), || async {
         secret(&ns, "jwt")
