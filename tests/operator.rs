@@ -208,6 +208,12 @@ async fn rotate_promotes_a_new_key_and_the_old_one_verifies_until_retire_at() {
         .expect("the old key is listed");
     assert_eq!(old.state, "Retiring");
     let writes = operator.metric("authkeyring_api_writes_total", "").await - writes_before;
+    for kind in ["Secret", "AuthKeyRingStatus", "Event"] {
+        let n = operator
+            .metric("authkeyring_api_writes_total", &format!("kind=\"{kind}\""))
+            .await;
+        eprintln!("API writes to {kind} since the ring was created: {n}");
+    }
     eprintln!("rotate request to Idle with the new key: {elapsed:?}; API writes: {writes}");
     let completed = operator
         .metric("authkeyring_rotations_total", "result=\"completed\"")
