@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, Client, Config};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -257,16 +257,7 @@ async fn revoke(client: Client, ns: &str, name: &str, kids: &[String]) -> anyhow
             bail!("AuthKeyRing {ns}/{name} has no key {kid}; `authkeyring status {name}` lists its kids");
         }
     }
-    let mut revoked: Vec<String> = akr
-        .annotations()
-        .get(REVOKE_ANNOTATION)
-        .map(|v| {
-            v.split(',')
-                .map(|k| k.trim().to_owned())
-                .filter(|k| !k.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut revoked = akr.revoke_requests();
     revoked.extend(kids.iter().cloned());
     revoked.dedup();
     let patch = json!({"metadata": {"annotations": {REVOKE_ANNOTATION: revoked.join(",")}}});

@@ -347,6 +347,21 @@ impl AuthKeyRing {
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 
+    /// The kids listed in the revoke annotation.
+    pub fn revoke_requests(&self) -> Vec<String> {
+        let annotations = self.metadata.annotations.as_ref();
+        let listed = annotations
+            .and_then(|a| a.get(REVOKE_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or("");
+        listed
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Name of the public JWKS ConfigMap, for asymmetric algorithms; `None` for HMAC rings.
     pub fn jwks_config_map_name(&self) -> Option<String> {
         if self.spec.algorithm.is_hmac() {
@@ -425,5 +440,13 @@ mod tests {
             ring.jwks_config_map_name().as_deref(),
             Some("user-service-jwt-jwks")
         );
+    }
+
+    #[test]
+    fn the_revoke_annotation_lists_kids_separated_by_commas() {
+        let mut ring = AuthKeyRing::new("jwt", serde_json::from_str("{}").unwrap());
+        assert!(ring.revoke_requests().is_empty());
+        ring.metadata.annotations = Some([(REVOKE_ANNOTATION.to_owned(), " a, -b ,,c".to_owned())].into());
+        assert_eq!(ring.revoke_requests(), ["a", "-b", "c"]);
     }
 }

@@ -25,9 +25,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::crd::{
-    AuthKeyRing, KEYRING_LABEL, MANAGER, REVOKE_ANNOTATION, ROTATE_ANNOTATION, RolloutStrategy,
-};
+use crate::crd::{AuthKeyRing, KEYRING_LABEL, MANAGER, ROTATE_ANNOTATION, RolloutStrategy};
 use crate::keys;
 use crate::plan::{self, KeyEvent, Plan, PlanError, Policy, Requests, Rollout};
 use consumers::{Consumer, Consumers, Progress};
@@ -274,16 +272,7 @@ impl Reconciler<'_> {
 
         let requests = Requests {
             rotate: akr.annotations().get(ROTATE_ANNOTATION).cloned(),
-            revoke: akr
-                .annotations()
-                .get(REVOKE_ANNOTATION)
-                .map(|v| {
-                    v.split(',')
-                        .map(|k| k.trim().to_owned())
-                        .filter(|k| !k.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            revoke: akr.revoke_requests(),
         };
         let policy = policy(akr);
         let rsa_bits = akr.spec.rsa_key_bits.unwrap_or(2048);
