@@ -10,6 +10,12 @@ use crate::crd::{AuthKeyRing, AuthKeyRingStatus, ConsumerStatus, KeyStatus};
 use crate::plan::{self, Plan, Policy};
 use crate::ring::{KeyState, Phase};
 
+/// A status time, at the second precision the API server keeps, so that a status read back
+/// compares equal to the one that was written.
+fn time(at: Timestamp) -> Time {
+    Time(Timestamp::from_second(at.as_second()).unwrap_or(at))
+}
+
 pub fn condition_true(status: &AuthKeyRingStatus, type_: &str) -> bool {
     status
         .conditions
@@ -53,9 +59,9 @@ pub fn build(
             kid: k.kid.clone(),
             algorithm: k.algorithm,
             state: state_name(k.state).to_owned(),
-            created_at: Some(Time(k.created_at)),
-            activated_at: k.activated_at.map(Time),
-            retire_at: k.retire_at.map(Time),
+            created_at: Some(time(k.created_at)),
+            activated_at: k.activated_at.map(time),
+            retire_at: k.retire_at.map(time),
         })
         .collect();
 
@@ -129,8 +135,8 @@ pub fn build(
         signing_kid: active.map(|k| k.kid.clone()),
         key_count: Some(ring.keys.len() as u32),
         keys,
-        last_rotation_time: ring.last_rotation_time.map(Time),
-        next_rotation_time: plan::next_rotation_time(policy, ring).map(Time),
+        last_rotation_time: ring.last_rotation_time.map(time),
+        next_rotation_time: plan::next_rotation_time(policy, ring).map(time),
         last_rotate_request: ring.last_rotate_request.clone(),
         consumers: consumers
             .iter()
@@ -161,7 +167,7 @@ fn condition(
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
         .map(|c| c.last_transition_time.clone())
-        .unwrap_or(Time(now));
+        .unwrap_or_else(|| time(now));
     Condition {
         type_: type_.to_owned(),
         status,
@@ -169,5 +175,52 @@ fn condition(
         message,
         observed_generation: akr.metadata.generation,
         last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Requests, Rollout};
+
+    #[test]
+    fn a_status_read_back_from_the_api_server_equals_the_one_rebuilt_from_the_same_ring() {
+        let akr = AuthKeyRing::new(
+            "jwt",
+            serde_json::from_str(r#"{"rotation": {"every": "720h"}}"#).unwrap(),
+        );
+        let policy = crate::controller::policy(&akr);
+        let now: Timestamp = "2026-12-03T18:00:00.123456789Z".parse().unwrap();
+        let mut generate = |alg| crate::keys::generate(alg, 2048);
+        let plan = plan::plan(
+            &policy,
+            &Default::default(),
+            &Requests::default(),
+            &Rollout::default(),
+            now,
+            &mut generate,
+        )
+        .unwrap();
+
+        let written = build(
+            &akr,
+            &plan,
+            &policy,
+            &[],
+            "r",
+            None,
+            None,
+            &AuthKeyRingStatus::default(),
+            now,
+        );
+        // The API server keeps times to the second; what it returns must not look like a change.
+        let read_back: AuthKeyRingStatus =
+            serde_json::from_value(serde_json::to_value(&written).unwrap()).unwrap();
+        let later = now + jiff::SignedDuration::from_secs(5);
+        let rebuilt = build(&akr, &plan, &policy, &[], "r", None, None, &read_back, later);
+        assert_eq!(
+            rebuilt, read_back,
+            "an unchanged ring rebuilds an identical status"
+        );
     }
 }
