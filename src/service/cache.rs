@@ -1,11 +1,12 @@
-//! A short-lived cache of serialized profiles in front of the database, for the read path.
+//! An opt-in, short-lived cache of serialized profiles in front of the database, for the read
+//! path. Off by default: every profile read goes to the database unless `USER_CACHE_TTL` is set.
 //!
 //! A profile read is answered from here when a copy younger than the TTL exists; writes through
 //! this process drop the copy at once. Only found users are cached, so a user created elsewhere is
 //! visible on the next read.
 //!
 //! Limitation: a profile changed through another replica may be served as it was for up to the
-//! TTL (`USER_CACHE_TTL`, 1 s by default; 0 turns the cache off).
+//! TTL (`USER_CACHE_TTL`, 0 by default, which turns the cache off).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
