@@ -39,7 +39,8 @@ pub struct Settings {
     )]
     pub database_url: Option<String>,
 
-    /// Most database connections held open [default: 8 for SQLite, 16 for PostgreSQL]
+    /// Most database connections held open; on a SQLite file, as many again are kept for
+    /// profile reads [default: 8 for SQLite, 16 for PostgreSQL]
     #[arg(
         long,
         env = "DATABASE_MAX_CONNECTIONS",
@@ -72,13 +73,13 @@ pub struct Settings {
     )]
     pub auth_keyring_reload_interval: f64,
 
-    /// Seconds a read profile is served from memory; 0 turns the cache off. A profile changed
-    /// through another replica may be served as it was for this long.
+    /// Seconds a read profile is served from memory; 0, the default, reads the database on every
+    /// request. A profile changed through another replica may be served as it was for this long.
     #[arg(
         long,
         env = "USER_CACHE_TTL",
         value_name = "USER_CACHE_TTL",
-        default_value_t = 1.0
+        default_value_t = 0.0
     )]
     pub user_cache_ttl: f64,
 

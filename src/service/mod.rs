@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod keyset;
 pub mod metrics;
+pub mod sqlite_reader;
 pub mod store;
 
 mod api;

@@ -1,10 +1,12 @@
 //! User storage for the user-service: one `users` table in SQLite or PostgreSQL, migrated at
 //! start, read and written with the same SQL on both.
 //!
-//! Knows nothing of HTTP or tokens. Every query is a prepared statement that sqlx caches per
-//! connection, so the hot read is parsed once per connection, not per request.
+//! Knows nothing of HTTP or tokens. Every query is a prepared statement cached per connection, so
+//! the hot read is parsed once per connection, not per request. On a SQLite file the profile read
+//! goes through [`SqliteReader`]; everything else goes through sqlx.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 use super::config::Backend;
+use super::sqlite_reader::SqliteReader;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -43,13 +46,16 @@ pub enum StoreError {
     /// The username is taken (case-insensitively).
     #[error("username already taken")]
     UsernameTaken,
-    /// No connection could be had in time, or the connection broke.
+    /// No connection could be had in time, the database was busy, or the connection broke.
     #[error("database unavailable")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] BoxError),
     /// The database refused a query for another reason.
     #[error("database query failed")]
-    Query(#[source] sqlx::Error),
+    Query(#[source] BoxError),
 }
+
+/// The driver's error behind a [`StoreError`]: sqlx's, or rusqlite's on the SQLite read path.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
@@ -60,8 +66,20 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error),
-            _ => StoreError::Query(error),
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(Box::new(error)),
+            _ => StoreError::Query(Box::new(error)),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match error.sqlite_error_code() {
+            Some(DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | OutOfMemory) => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            _ => StoreError::Query(Box::new(error)),
         }
     }
 }
@@ -72,10 +90,11 @@ fn pool_options<DB: sqlx::Database>(max_connections: u32) -> PoolOptions<DB> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
-/// A connection pool to one of the two supported databases.
+/// A connection pool to one of the two supported databases. On a SQLite file, profile reads
+/// have their own read-only connections; an in-memory database is read through sqlx.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, Option<Arc<SqliteReader>>),
     Postgres(PgPool),
 }
 
@@ -83,7 +102,7 @@ pub enum Store {
 macro_rules! with_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            Store::Sqlite($pool) => $body,
+            Store::Sqlite($pool, _) => $body,
             Store::Postgres($pool) => $body,
         }
     };
@@ -103,11 +122,17 @@ impl Store {
                 if !url.contains("mode=") {
                     options = options.create_if_missing(true);
                 }
+                let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+                let reader = (!in_memory).then(|| {
+                    let path = options.get_filename().to_owned();
+                    Arc::new(SqliteReader::new(path, max_connections, ACQUIRE_TIMEOUT))
+                });
                 Store::Sqlite(
                     pool_options(max_connections)
                         .connect_with(options)
                         .await
                         .map_err(connect)?,
+                    reader,
                 )
             }
             Backend::Postgres => {
@@ -131,7 +156,7 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         match self {
-            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Sqlite(..) => Backend::Sqlite,
             Store::Postgres(_) => Backend::Postgres,
         }
     }
@@ -143,6 +168,9 @@ impl Store {
     }
 
     pub async fn user(&self, id: i64) -> Result<Option<User>, StoreError> {
+        if let Store::Sqlite(_, Some(reader)) = self {
+            return reader.user(id).await;
+        }
         const SQL: &str = "SELECT id, username, email FROM users WHERE id = $1";
         let user =
             with_pool!(self, pool => sqlx::query_as::<_, User>(SQL).bind(id).fetch_optional(pool).await?);
@@ -210,6 +238,9 @@ impl Store {
 
     /// Closes every connection, waiting for those in use.
     pub async fn close(&self) {
+        if let Store::Sqlite(_, Some(reader)) = self {
+            reader.close();
+        }
         with_pool!(self, pool => pool.close().await);
     }
 }
