@@ -385,7 +385,7 @@ impl Reconciler<'_> {
             .await
             .map_err(|e| self.kube("apply", "Secret", &name, e))?;
         self.ctx.metrics.wrote("Secret");
-        debug!(secret = %name, "Secret written");
+        debug!(secret_name = %name, "Secret written");
         Ok(())
     }
 
