@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use authkeyring::crd::AuthKeyRing;
@@ -52,6 +51,13 @@ fn seed_deployment(name: &str, env: Value) -> Deployment {
 
 fn secret_env(secret: &str, key: &str) -> Value {
     json!([{"name": "JWT_SECRET", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}])
+}
+
+async fn deploy(ns: &TestNamespace, deployment: Deployment) {
+    ns.api::<Deployment>()
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("creating the Deployment");
 }
 
 async fn field(ns: &TestNamespace, secret: &str, name: &str) -> Option<String> {
@@ -110,21 +116,12 @@ async fn replica_sets(ns: &TestNamespace, app: &str) -> usize {
     ns.api::<ReplicaSet>().list(&lp).await.unwrap().items.len()
 }
 
-fn revision_of<K: kube::Resource>(
-    obj: &K,
-    template_annotations: Option<&BTreeMap<String, String>>,
-    ring: &str,
-) -> Option<String> {
-    let _ = obj;
-    template_annotations?
-        .get(&format!("{ring}.keyring.authkeyring.dev/revision"))
-        .cloned()
-}
-
 async fn deployment_revision(ns: &TestNamespace, name: &str, ring: &str) -> Option<String> {
     let d = ns.api::<Deployment>().get(name).await.unwrap();
-    let annotations = d.spec.template.metadata.as_ref()?.annotations.clone();
-    revision_of(&d, annotations.as_ref(), ring)
+    let annotations = d.spec.template.metadata?.annotations?;
+    annotations
+        .get(&format!("{ring}.keyring.authkeyring.dev/revision"))
+        .cloned()
 }
 
 async fn rollout_complete(ns: &TestNamespace, name: &str) -> bool {
@@ -137,13 +134,11 @@ async fn rollout_complete(ns: &TestNamespace, name: &str) -> bool {
 async fn the_seed_deployment_is_discovered_and_rolled_before_the_new_key_signs() {
     let ns = namespace("seed").await;
     let _operator = Operator::start(ns.name()).await;
-    ns.api::<Deployment>()
-        .create(
-            &PostParams::default(),
-            &seed_deployment("user-service", secret_env("auth-secrets", "jwt-signing-key")),
-        )
-        .await
-        .unwrap();
+    deploy(
+        &ns,
+        seed_deployment("user-service", secret_env("auth-secrets", "jwt-signing-key")),
+    )
+    .await;
     create_ring(&ns, "user-service-jwt", json!({
         "secretName": "auth-secrets", "rotation": {"publishAhead": "2s"}, "verification": {"retainFor": "1h"},
     }))
@@ -213,10 +208,7 @@ async fn a_consumer_that_cannot_become_ready_holds_the_rotation_until_it_is_fixe
     let _operator = Operator::start(ns.name()).await;
     let mut deployment = seed_deployment("api", secret_env("jwt", "jwt-signing-key"));
     deployment.spec.progress_deadline_seconds = Some(600);
-    ns.api::<Deployment>()
-        .create(&PostParams::default(), &deployment)
-        .await
-        .unwrap();
+    deploy(&ns, deployment).await;
     create_ring(
         &ns,
         "jwt",
@@ -299,7 +291,7 @@ async fn stateful_set_and_daemon_set_consumers_are_rolled_and_three_consumers_re
     let ds: DaemonSet = serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {
         "selector": {"matchLabels": {"app": "agent"}}, "template": template("agent")}}))
     .unwrap();
-    let deploy: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+    let web: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
         "replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": template("web")}}))
     .unwrap();
     ns.api::<StatefulSet>()
@@ -310,10 +302,7 @@ async fn stateful_set_and_daemon_set_consumers_are_rolled_and_three_consumers_re
         .create(&PostParams::default(), &ds)
         .await
         .unwrap();
-    ns.api::<Deployment>()
-        .create(&PostParams::default(), &deploy)
-        .await
-        .unwrap();
+    deploy(&ns, web).await;
     create_ring(
         &ns,
         "jwt",
@@ -354,10 +343,7 @@ async fn one_deployment_consuming_two_rings_carries_a_revision_for_each() {
         {"name": "A", "valueFrom": {"secretKeyRef": {"name": "ring-a", "key": "jwks.json"}}},
         {"name": "B", "valueFrom": {"secretKeyRef": {"name": "ring-b", "key": "jwks.json"}}},
     ]);
-    ns.api::<Deployment>()
-        .create(&PostParams::default(), &seed_deployment("both", env))
-        .await
-        .unwrap();
+    deploy(&ns, seed_deployment("both", env)).await;
     create_ring(&ns, "ring-a", json!({"rotation": {"publishAhead": "1s"}})).await;
     create_ring(&ns, "ring-b", json!({"rotation": {"publishAhead": "1s"}})).await;
     wait_for(SETTLE, || async {
@@ -383,13 +369,7 @@ async fn one_deployment_consuming_two_rings_carries_a_revision_for_each() {
 async fn an_operator_killed_mid_publishing_resumes_without_a_second_rollout() {
     let ns = namespace("restart").await;
     let operator = Operator::start(ns.name()).await;
-    ns.api::<Deployment>()
-        .create(
-            &PostParams::default(),
-            &seed_deployment("svc", secret_env("jwt", "jwks.json")),
-        )
-        .await
-        .unwrap();
+    deploy(&ns, seed_deployment("svc", secret_env("jwt", "jwks.json"))).await;
     create_ring(&ns, "jwt", json!({"rotation": {"publishAhead": "20s"}})).await;
     wait_for(SETTLE, || async {
         status(&ns, "jwt").await.consumers.iter().any(|c| c.up_to_date)
@@ -428,17 +408,8 @@ async fn explicit_targets_replace_discovery_and_immediate_rolls_once_per_rotatio
     let ns = namespace("targets").await;
     let _operator = Operator::start(ns.name()).await;
     // `listed` reads nothing from the ring but is targeted; `reader` reads the Secret but is not.
-    ns.api::<Deployment>()
-        .create(&PostParams::default(), &seed_deployment("listed", json!([])))
-        .await
-        .unwrap();
-    ns.api::<Deployment>()
-        .create(
-            &PostParams::default(),
-            &seed_deployment("reader", secret_env("jwt", "jwks.json")),
-        )
-        .await
-        .unwrap();
+    deploy(&ns, seed_deployment("listed", json!([]))).await;
+    deploy(&ns, seed_deployment("reader", secret_env("jwt", "jwks.json"))).await;
     create_ring(
         &ns,
         "jwt",
@@ -472,13 +443,7 @@ async fn explicit_targets_replace_discovery_and_immediate_rolls_once_per_rotatio
 async fn a_retiring_key_that_expires_rolls_the_consumers_once_more() {
     let ns = namespace("expiry").await;
     let _operator = Operator::start(ns.name()).await;
-    ns.api::<Deployment>()
-        .create(
-            &PostParams::default(),
-            &seed_deployment("svc", secret_env("jwt", "jwks.json")),
-        )
-        .await
-        .unwrap();
+    deploy(&ns, seed_deployment("svc", secret_env("jwt", "jwks.json"))).await;
     create_ring(
         &ns,
         "jwt",
