@@ -125,7 +125,9 @@ impl Store {
                 let in_memory = url.contains(":memory:") || url.contains("mode=memory");
                 let reader = (!in_memory).then(|| {
                     let path = options.get_filename().to_owned();
-                    Arc::new(SqliteReader::new(path, max_connections, ACQUIRE_TIMEOUT))
+                    let reader = Arc::new(SqliteReader::new(path, max_connections, ACQUIRE_TIMEOUT));
+                    reader.spawn_sweeper();
+                    reader
                 });
                 Store::Sqlite(
                     pool_options(max_connections)
@@ -177,13 +179,21 @@ impl Store {
         Ok(user)
     }
 
+    /// Tells the SQLite reader that a write was made (or tried), so later reads see it.
+    fn wrote(&self) {
+        if let Store::Sqlite(_, Some(reader)) = self {
+            reader.wrote();
+        }
+    }
+
     /// Inserts a user with the next free id.
     pub async fn create_user(&self, username: &str, email: &str) -> Result<User, StoreError> {
         const SQL: &str = "INSERT INTO users (username, email) VALUES ($1, $2) RETURNING id, username, email";
         let user = with_pool!(self, pool => {
-            sqlx::query_as::<_, User>(SQL).bind(username).bind(email).fetch_one(pool).await?
+            sqlx::query_as::<_, User>(SQL).bind(username).bind(email).fetch_one(pool).await
         });
-        Ok(user)
+        self.wrote();
+        Ok(user?)
     }
 
     /// Changes the given fields of a user; `None` when there is no such user.
@@ -196,9 +206,10 @@ impl Store {
         const SQL: &str = "UPDATE users SET username = COALESCE($2, username), email = COALESCE($3, email) \
                            WHERE id = $1 RETURNING id, username, email";
         let user = with_pool!(self, pool => {
-            sqlx::query_as::<_, User>(SQL).bind(id).bind(username).bind(email).fetch_optional(pool).await?
+            sqlx::query_as::<_, User>(SQL).bind(id).bind(username).bind(email).fetch_optional(pool).await
         });
-        Ok(user)
+        self.wrote();
+        Ok(user?)
     }
 
     /// Creates users 1 to `count` as the seed simulated them, skipping ids and usernames that
@@ -215,9 +226,11 @@ impl Store {
         let mut first = 1;
         while first <= count {
             let last = first.saturating_add(DEMO_BATCH - 1).min(count);
-            inserted += with_pool!(self, pool => {
-                sqlx::query(SQL).bind(i64::from(first)).bind(i64::from(last)).execute(pool).await?.rows_affected()
+            let batch = with_pool!(self, pool => {
+                sqlx::query(SQL).bind(i64::from(first)).bind(i64::from(last)).execute(pool).await.map(|done| done.rows_affected())
             });
+            self.wrote();
+            inserted += batch?;
             first = match last.checked_add(1) {
                 Some(next) => next,
                 None => break,
