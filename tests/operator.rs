@@ -110,6 +110,18 @@ async fn status(ns: &TestNamespace, name: &str) -> authkeyring::crd::AuthKeyRing
         .unwrap_or_default()
 }
 
+/// The operator's API writes so far, by kind of object written.
+async fn writes_by_kind(operator: &Operator) -> Vec<(&'static str, f64)> {
+    let mut writes = Vec::new();
+    for kind in ["Secret", "ConfigMap", "AuthKeyRingStatus", "Event"] {
+        let n = operator
+            .metric("authkeyring_api_writes_total", &format!("kind=\"{kind}\""))
+            .await;
+        writes.push((kind, n));
+    }
+    writes
+}
+
 async fn cli(ns: &TestNamespace, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_authkeyring"))
         .args(args)
@@ -184,7 +196,7 @@ async fn rotate_promotes_a_new_key_and_the_old_one_verifies_until_retire_at() {
     .await;
     let before = issued(&ns, "jwt").await;
     let old_kid = field(&before, "jwt-signing-kid").unwrap();
-    let writes_before = operator.metric("authkeyring_api_writes_total", "").await;
+    let writes_before = writes_by_kind(&operator).await;
 
     let started = Instant::now();
     let out = cli(&ns, &["rotate", "jwt", "--wait", "--timeout", "60s"]).await;
@@ -207,14 +219,18 @@ async fn rotate_promotes_a_new_key_and_the_old_one_verifies_until_retire_at() {
         .find(|k| k.kid == old_kid)
         .expect("the old key is listed");
     assert_eq!(old.state, "Retiring");
-    let writes = operator.metric("authkeyring_api_writes_total", "").await - writes_before;
-    for kind in ["Secret", "AuthKeyRingStatus", "Event"] {
-        let n = operator
-            .metric("authkeyring_api_writes_total", &format!("kind=\"{kind}\""))
-            .await;
-        eprintln!("API writes to {kind} since the ring was created: {n}");
-    }
-    eprintln!("rotate request to Idle with the new key: {elapsed:?}; API writes: {writes}");
+    let writes: Vec<(&str, f64)> = writes_by_kind(&operator)
+        .await
+        .into_iter()
+        .zip(writes_before)
+        .map(|((kind, after), (_, before))| (kind, after - before))
+        .collect();
+    assert_eq!(
+        writes.iter().find(|(kind, _)| *kind == "Secret").map(|(_, n)| *n),
+        Some(3.0),
+        "a staged rotation writes the Secret once per phase it enters: Publishing, Promoting, Idle"
+    );
+    eprintln!("rotate request to Idle with the new key: {elapsed:?}; API writes by kind: {writes:?}");
     let completed = operator
         .metric("authkeyring_rotations_total", "result=\"completed\"")
         .await;
