@@ -7,7 +7,10 @@
 #
 #   bench/user-service.sh        build, install what is missing, measure, print a table
 #
-# Settings (environment): DURATION (5s), CONNECTIONS (50), THREADS (2), WARMUP (2s),
+# Every target is measured once per round, ROUNDS times, and the table shows each target's median:
+# on a shared machine one measurement of the ceiling can be a fifth off the next.
+#
+# Settings (environment): ROUNDS (3), DURATION (5s), CONNECTIONS (50), THREADS (2), WARMUP (2s),
 # BENCH_CACHE (~/.cache/authkeyring/bench: the Python venv and the run's scratch files).
 # wrk comes from Debian's packages, Flask, PyJWT and gunicorn from PyPI into a venv; both are
 # installed on first use. Every server listens on 127.0.0.1 only.
@@ -18,6 +21,7 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-50}
 THREADS=${THREADS:-2}
 WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-3}
 CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/authkeyring/bench}
 SECRET=bench-secret-not-for-production
 PORT=18480
@@ -114,14 +118,23 @@ main() {
     (cd "$ROOT" && cargo build --release --locked --bin user-service --example ceiling >&2)
 
     "$PYTHON" "$ROOT/bench/mint.py" "$SECRET" "$WORK"
-    local hs256 es256 eddsa jwks
     hs256=$(cat "$WORK/hs256.token")
     es256=$(cat "$WORK/es256.token")
     eddsa=$(cat "$WORK/eddsa.token")
     jwks=$(cat "$WORK/jwks.json")
 
     log "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    local round
+    for round in $(seq 1 "$ROUNDS"); do
+        log "round $round of $ROUNDS"
+        one_round
+    done
+    log "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    report
+}
 
+# Every target once, the ceiling first, so that each round's ratios come from one stretch of time.
+one_round() {
     PORT=$PORT "$ROOT/target/release/examples/ceiling" >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     wait_until_serving
@@ -150,19 +163,28 @@ main() {
     wait_until_serving
     measure flask-gunicorn "$hs256"
     stop_server
-
-    log "load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-    report
 }
 
+# Prints the median of each figure per target over the rounds, and the ratios of the medians.
 report() {
     awk '
-        { name[NR] = $1; rps[NR] = $2; p50[NR] = $3; p99[NR] = $4; if ($1 == "ceiling") c = $2; if ($1 == "flask-gunicorn") f = $2 }
+        function median(list, n,    sorted, i, j, t) {
+            split(list, sorted, " ")
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && sorted[j - 1] + 0 > sorted[j] + 0; j--) {
+                t = sorted[j]; sorted[j] = sorted[j - 1]; sorted[j - 1] = t
+            }
+            return n % 2 ? sorted[(n + 1) / 2] : (sorted[n / 2] + sorted[n / 2 + 1]) / 2
+        }
+        !($1 in count) { order[++targets] = $1 }
+        { count[$1]++; rps[$1] = rps[$1] " " $2; p50[$1] = p50[$1] " " $3; p99[$1] = p99[$1] " " $4 }
         END {
+            c = median(rps["ceiling"], count["ceiling"]); f = median(rps["flask-gunicorn"], count["flask-gunicorn"])
             printf "| target | req/s | p50 ms | p99 ms | vs ceiling | vs Flask |\n"
             printf "| --- | ---: | ---: | ---: | ---: | ---: |\n"
-            for (i = 1; i <= NR; i++)
-                printf "| %s | %.0f | %.2f | %.2f | %.0f%% | %.1fx |\n", name[i], rps[i], p50[i], p99[i], 100 * rps[i] / c, rps[i] / f
+            for (i = 1; i <= targets; i++) {
+                t = order[i]; n = count[t]; r = median(rps[t], n)
+                printf "| %s | %.0f | %.2f | %.2f | %.0f%% | %.1fx |\n", t, r, median(p50[t], n), median(p99[t], n), 100 * r / c, r / f
+            }
         }' "$WORK/results"
 }
 

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::Operator;
+use support::operator::{Operator, status};
 use support::{TestNamespace, namespace, wait_for};
 
 const SETTLE: Duration = Duration::from_secs(60);
@@ -99,15 +99,6 @@ fn assert_signing_key_verifies(secret: &Secret, algorithm: Algorithm) {
         vec![kid],
         "{algorithm}: exactly the signing key's JWK verifies"
     );
-}
-
-async fn status(ns: &TestNamespace, name: &str) -> authkeyring::crd::AuthKeyRingStatus {
-    ns.api::<AuthKeyRing>()
-        .get(name)
-        .await
-        .unwrap()
-        .status
-        .unwrap_or_default()
 }
 
 /// The operator's API writes so far, by kind of object written.

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::operator::Operator;
+use support::operator::{Operator, status};
 use support::{TestNamespace, namespace, wait_for};
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -76,15 +76,6 @@ async fn jwks_kids(ns: &TestNamespace, secret: &str) -> Vec<String> {
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn status(ns: &TestNamespace, name: &str) -> authkeyring::crd::AuthKeyRingStatus {
-    ns.api::<AuthKeyRing>()
-        .get(name)
-        .await
-        .unwrap()
-        .status
-        .unwrap_or_default()
 }
 
 async fn request_rotation(ns: &TestNamespace, name: &str) -> String {

@@ -31,6 +31,8 @@ use super::store::{StoreError, User};
 const USER_SQL: &str = "SELECT id, username, email FROM users WHERE id = ?1";
 
 /// The longest a read may go on seeing a snapshot that misses another process's write.
+// Limitation: a profile changed in the same SQLite file by another process (a second replica on
+// a shared volume, or a manual edit) may be served as it was for up to this long.
 pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(10);
 
 /// How often idle connections give up snapshots older than [`SNAPSHOT_MAX_AGE`].

@@ -9,12 +9,22 @@ use std::time::Duration;
 use kube::config::Kubeconfig;
 use tokio::sync::OnceCell;
 
-use super::controlplane::{bin_dir, helm, kubeconfig_path, kubectl, state_dir, wait_for};
+use super::controlplane::{TestNamespace, bin_dir, helm, kubeconfig_path, kubectl, state_dir, wait_for};
 
 /// Namespace the chart is installed into.
 pub const SYSTEM_NAMESPACE: &str = "authkeyring-system";
 /// The ServiceAccount the chart creates for the release `authkeyring`.
 pub const SERVICE_ACCOUNT: &str = "authkeyring";
+
+/// The status of a key ring, empty until the operator first writes one.
+pub async fn status(ns: &TestNamespace, name: &str) -> authkeyring::crd::AuthKeyRingStatus {
+    ns.api::<authkeyring::crd::AuthKeyRing>()
+        .get(name)
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+}
 
 static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
 
