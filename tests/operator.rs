@@ -239,6 +239,39 @@ async fn rotate_promotes_a_new_key_and_the_old_one_verifies_until_retire_at() {
     .expect("the old key leaves jwks.json after retireAt");
     let retire_at = old.retire_at.as_ref().unwrap().0;
     assert!(jiff::Timestamp::now() >= retire_at, "not before its retireAt");
+
+    let events = event_notes(&ns).await;
+    for (reason, kid) in [
+        ("KeyActivated", &old_kid),
+        ("KeyPublished", &new_kid),
+        ("KeyActivated", &new_kid),
+        ("KeyRetiring", &old_kid),
+        ("KeyRetired", &old_kid),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|(r, note)| r == reason && note.contains(kid.as_str())),
+            "an Event {reason} names key {kid}: {events:?}"
+        );
+    }
+}
+
+/// The reason and note of every Event in the namespace.
+async fn event_notes(ns: &TestNamespace) -> Vec<(String, String)> {
+    let list = support::kubectl(&["get", "events.events.k8s.io", "-n", ns.name(), "-o", "json"])
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_str(&list).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            (text("reason"), text("note"))
+        })
+        .collect()
 }
 
 #[tokio::test]

@@ -67,7 +67,7 @@ impl Error {
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub reporter: Reporter,
     pub metrics: Metrics,
 }
 
@@ -78,8 +78,8 @@ impl Context {
             instance,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
             client,
+            reporter,
             metrics,
         }
     }
@@ -548,7 +548,11 @@ impl Reconciler<'_> {
             secondary: None,
         };
         self.ctx.metrics.wrote("Event");
-        if let Err(error) = self.ctx.recorder.publish(&event, &self.akr.object_ref(&())).await {
+        // NB: a Recorder folds an Event into the series of an earlier one with the same reason
+        // for six minutes and keeps the earlier note, so a second KeyActivated would still name
+        // the first kid. Each key event says something new, so each gets a Recorder of its own.
+        let recorder = Recorder::new(self.ctx.client.clone(), self.ctx.reporter.clone());
+        if let Err(error) = recorder.publish(&event, &self.akr.object_ref(&())).await {
             warn!(%error, reason, "could not publish Event");
         }
     }
