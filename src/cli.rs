@@ -466,11 +466,49 @@ async fn shutdown_signal() {
     }
 }
 
+/// An error and its causes on one line, for the command line. Many errors, kube's among them,
+/// already repeat their cause in their own message; a cause whose text is already there is left
+/// out rather than printed twice.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
-    use super::{Cli, Command};
+    use super::{Cli, Command, describe};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect): {0}")]
+    struct Repeats(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_is_described_with_each_cause_once() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = anyhow::Error::new(Repeats(refused())).context("reading AuthKeyRing prod/jwt");
+        assert_eq!(
+            describe(&error),
+            "reading AuthKeyRing prod/jwt: client error (Connect): connection refused"
+        );
+
+        let error = anyhow::Error::new(refused()).context("reading AuthKeyRing prod/jwt");
+        assert_eq!(
+            describe(&error),
+            "reading AuthKeyRing prod/jwt: connection refused"
+        );
+    }
 
     #[test]
     fn a_kid_that_starts_with_a_dash_is_a_value_not_a_flag() {

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     match cli.run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", authkeyring::cli::describe(&error));
             ExitCode::FAILURE
         }
     }
