@@ -464,6 +464,13 @@ async fn a_retiring_key_that_expires_rolls_the_consumers_once_more() {
     wait_for(SETTLE, || async { jwks_kids(&ns, "jwt").await.len() == 1 })
         .await
         .expect("the superseded key retires");
+    // NB: the Secret is written before the consumer is rolled and the status reports it, so the
+    // status read right after the key leaves may still be the previous one, all up to date.
+    wait_for(SETTLE, || async {
+        replica_sets(&ns, "svc").await > rs_before + 2
+    })
+    .await
+    .expect("the consumer is rolled once the key retires");
     wait_for(SETTLE, || async {
         status(&ns, "jwt").await.consumers.iter().all(|c| c.up_to_date)
     })

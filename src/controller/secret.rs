@@ -127,8 +127,7 @@ pub enum Damage {
 }
 
 impl Damage {
-    /// The Event reason; distinct per kind, so that the Event recorder does not fold a deletion
-    /// into an earlier edit.
+    /// The Event reason, one per kind of damage.
     pub fn reason(&self) -> &'static str {
         match self {
             Damage::SecretDeleted => "SecretDeleted",

@@ -89,7 +89,7 @@ impl SqliteReader {
 
     /// Ends idle connections' old snapshots every [`SWEEP_INTERVAL`] until the reader is closed
     /// or dropped.
-    pub fn spawn_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_sweeper(self: &Arc<Self>) {
         let reader: Weak<Self> = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(SWEEP_INTERVAL);
@@ -101,7 +101,7 @@ impl SqliteReader {
                     _ => return,
                 }
             }
-        })
+        });
     }
 
     pub async fn user(self: &Arc<Self>, id: i64) -> Result<Option<User>, StoreError> {

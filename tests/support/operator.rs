@@ -1,6 +1,7 @@
 //! The operator under test: the CRD and the Helm chart installed once per test binary, and an
 //! operator process per test that runs with the chart's ServiceAccount token, so that RBAC is
-//! exactly what the chart grants, and watches only the test's namespace.
+//! exactly what the chart grants, and watches only the test's namespace; plus reading a key ring's
+//! status back.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
